@@ -50,6 +50,8 @@ class WatermarkWatcher:
         # (topic, partition) -> (end offset, timestamp of the last data record).
         self._tails: dict[TopicPartition, tuple[int, int | None]] = {}
         self._failing: set[str] = set()
+        # Whether the latest listing of topics reached the broker (None: not tried).
+        self.last_observation_ok: bool | None = None
 
     async def watch_routine(self) -> None:
         """Observe every namespace about once per watch interval, until cancelled."""
@@ -77,8 +79,13 @@ class WatermarkWatcher:
         try:
             namespaces = await self.namespaces()
         except (KafkaError, OSError, TimeoutError) as exc:
+            self.last_observation_ok = False
             self._note_failure("*", exc)
             return
+        self.last_observation_ok = True
+        if "*" in self._failing:
+            self._failing.discard("*")
+            logger.info("listing namespace topics works again")
         for namespace in namespaces:
             try:
                 await self.observe(namespace)
