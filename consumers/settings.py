@@ -38,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def namespace_of(self, topic: str) -> str | None:
         """Return the namespace of a topic, or None when it is not one of ours."""
-        if not topic.startswith(self.topic_prefix):
+        if not topic.startswith(self.topic_prefix) or topic == self.dead_letter_topic:
             return None
         namespace = topic[len(self.topic_prefix) :]
         if NAMESPACE_PATTERN.fullmatch(namespace) is None:

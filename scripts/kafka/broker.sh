@@ -32,7 +32,7 @@ provision() {
   log "fetching Apache Kafka $kafka_version jars into $libs"
   rm -rf "$libs"
   mkdir -p "$libs"
-  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$libs" -DincludeScope=runtime
   touch "$libs/.complete"
 }
