@@ -196,3 +196,7 @@ def load(
         f"loaded {result.rows_sent} rows into {result.topic} in "
         f"{result.elapsed_s:.1f}s"
     )
+
+
+if __name__ == "__main__":
+    main()
