@@ -1,10 +1,11 @@
 """Replay: rebuild the cache of one namespace, or of all, from the log.
 
-The cache is derived data, so a replay deletes a namespace's documents,
+The cache is derived data. A replay deletes a namespace's documents,
 offsets, cache_warmed_through and snapshots, then applies its topic from the
-start until the applier covers the end offsets observed when the replay
-began, which it stamps as the new cache_warmed_through. It must not run
-while a server uses the same data directory; RocksDB's lock refuses that.
+start. It ends when the applier covers the end offsets observed when the
+replay began, and stamps that observation as the new cache_warmed_through.
+It cannot run while a server uses the same data directory, because RocksDB
+allows one process per database.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ async def replay(
             results = []
             for namespace in namespaces:
                 results.append(
-                    await _replay_one(settings, store, watcher, namespace, progress)
+                    await _replay_one(
+                        settings, store, consistency, watcher, namespace, progress
+                    )
                 )
             return results
         finally:
@@ -80,13 +83,12 @@ async def replay(
 async def _replay_one(
     settings: Settings,
     store: Store,
+    consistency: Consistency,
     watcher: WatermarkWatcher,
     namespace: str,
     progress: bool,
 ) -> ReplayResult:
     started = time.monotonic()
-    consistency = Consistency()
-    watcher._consistency = consistency
     target = await watcher.observe(namespace)
     total = sum(target.end_offsets.values())
     logger.info(

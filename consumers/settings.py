@@ -33,7 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshots_kept: int = 5
 
     def topic_for(self, namespace: str) -> str:
-        """Return the topic that holds a namespace's log."""
+        """Return the topic of a namespace's log."""
         return self.topic_prefix + namespace
 
     def namespace_of(self, topic: str) -> str | None:
