@@ -311,6 +311,7 @@ class Applier:
             )
             metrics.BAD_RECORDS.labels(report.namespace).inc()
             headers = [
+                *(record.headers or ()),
                 ("hevlayer.reason", report.reason.encode()),
                 ("hevlayer.topic", record.topic.encode()),
                 ("hevlayer.partition", str(record.partition).encode()),

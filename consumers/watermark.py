@@ -144,6 +144,7 @@ class WatermarkWatcher:
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 request_timeout_ms=int(OBSERVE_TIMEOUT_S * 1000),
+                fetch_max_wait_ms=50,
             )
             admin = admin_client(self._settings)
             try:
@@ -173,10 +174,16 @@ class WatermarkWatcher:
         ends = await consumer.end_offsets(tps)
         begins = await consumer.beginning_offsets(tps)
         newest: int | None = None
-        for tp in tps:
-            timestamp = await self._tail_timestamp(consumer, tp, begins[tp], ends[tp])
-            if timestamp is not None and (newest is None or timestamp > newest):
-                newest = timestamp
+        try:
+            for tp in tps:
+                timestamp = await self._tail_timestamp(consumer, tp, begins[tp], ends[tp])
+                if timestamp is not None and (newest is None or timestamp > newest):
+                    newest = timestamp
+        finally:
+            # An assigned partition keeps a long-polling fetch in flight, and the
+            # broker answers one connection's requests in order, so the next
+            # offset listing would wait behind it.
+            consumer.unsubscribe()
         return Observation(
             namespace=namespace,
             watermark_ms=newest,

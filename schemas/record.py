@@ -53,10 +53,14 @@ def decode_attributes(value: bytes) -> Attributes:
     """Decode a record value into attributes, or raise BadRecord."""
     try:
         attrs = _attributes_decoder.decode(value)
-    except msgspec.ValidationError:
-        raise BadRecord("record value is JSON but not an object") from None
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith("Expected `object`"):
+            raise BadRecord("record value is JSON but not an object") from None
+        raise BadRecord(f"record value is invalid: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRecord(f"record value is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRecord("record value nests too deeply to decode") from None
     for name in attrs:
         if name.startswith(RESERVED_PREFIX):
             raise BadRecord(f"attribute {name!r} uses the reserved prefix {RESERVED_PREFIX!r}")

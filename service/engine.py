@@ -25,7 +25,7 @@ from consumers.watermark import NoTopic, WatermarkWatcher
 from schemas.api import CountResponse, ScanRequest
 from schemas.filters import Filter
 from service.cache_scan import CacheScanResult, scan_cache
-from service.errors import NotFound, PreconditionFailed, Unavailable
+from service.errors import NotFound, PreconditionFailed, Unavailable, ValidationFailed
 from service.origin import OriginScanResult, OriginUnavailable, scan_origin
 from service.policy import choose_source
 from service.progress import Progress
@@ -142,7 +142,14 @@ class ScanEngine:
         started = time.perf_counter()
         timeout_s = request.timeout_seconds or COUNT_TIMEOUT_S
 
-        if request.source in ("snapshot", "auto"):
+        strong = request.consistency is not None and request.consistency.level == "strong"
+        if request.source == "snapshot" and strong:
+            raise ValidationFailed(
+                "a strong read needs the cache or origin; a snapshot may lag the "
+                "watermark. Use source auto, cache or origin",
+                field="consistency",
+            )
+        if request.source in ("snapshot", "auto") and not strong:
             try:
                 hit = await asyncio.to_thread(self._snapshots.count, namespace, predicate)
             except NotEligible as exc:

@@ -69,11 +69,12 @@ class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
 
-def error_response(error: ApiError) -> web.Response:
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=error.status,
         body=_encoder.encode(error.body()),
         content_type="application/json",
+        headers=headers,
     )
 
 
@@ -85,10 +86,7 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
         allowed = ", ".join(sorted(exc.allowed_methods))
         return MethodNotAllowed(f"method {exc.method} not allowed here; use {allowed}")
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return PayloadTooLarge(
-            "request body is larger than the maximum of "
-            f"{exc.max_size} bytes; send a smaller body"
-        )
+        return PayloadTooLarge(f"{exc.text}; send a body of at most that many bytes")
     error = ApiError(exc.reason)
     error.status = exc.status
     error.code = exc.reason.lower().replace(" ", "_")
@@ -110,7 +108,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http_exception(exc))
+        allow = exc.headers.get("Allow")
+        return error_response(
+            _from_http_exception(exc), headers={"Allow": allow} if allow else None
+        )
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(

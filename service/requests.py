@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from consumers.settings import is_valid_namespace
-from schemas.filters import Filter, FilterError, compile_filter
+from schemas.filters import MAX_DEPTH, Filter, FilterError, compile_filter
 from service.errors import InvalidJson, UnsupportedMediaType, ValidationFailed
 
 T = TypeVar("T")
@@ -31,6 +31,11 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidJson(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationFailed(
+            "request body nests too deeply to decode; filters may nest at most "
+            f"{MAX_DEPTH} levels"
+        ) from None
     if not isinstance(raw, dict):
         raise ValidationFailed(
             f"request body must be a JSON object, got {type(raw).__name__}"
