@@ -118,9 +118,9 @@ class Applier:
                     await self.step()
                     failures = 0
                 except Exception as exc:
-                    # Kafka and disk errors are expected here; anything else is a
-                    # bug, logged with its traceback, and retried all the same so
-                    # one poisoned batch cannot stop the applier for good.
+                    # Kafka and disk errors are expected here. Anything else is a
+                    # bug: it is logged with its traceback and retried all the
+                    # same, so one poisoned batch cannot stop the applier.
                     delay = RETRY_BACKOFF_S[min(failures, len(RETRY_BACKOFF_S) - 1)]
                     failures += 1
                     metrics.APPLIER_RETRIES.inc()
@@ -262,7 +262,7 @@ class Applier:
         )
 
     async def _accepts(self, topic: str, namespace: str) -> bool:
-        """Check a topic's timestamp type once; refuse CreateTime without opt-in."""
+        """Check a topic's timestamp type once; reject CreateTime without the opt-in."""
         if topic in self._refused:
             return False
         if any(tp.topic == topic for tp in self._assigned):
@@ -273,7 +273,7 @@ class Applier:
         except CreateTimeTopic as exc:
             self._refused[topic] = str(exc)
             self._consistency.state(namespace).topic_error = str(exc)
-            logger.error("applier refuses topic %s: %s", topic, exc)
+            logger.error("applier rejected topic %s: %s", topic, exc)
             return False
         return True
 

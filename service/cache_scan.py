@@ -2,7 +2,7 @@
 
 A scan reads the cut (cache_warmed_through) and the documents through one
 RocksDB iterator, so documents updated or deleted after the cut still show
-the version the cut saw; with no cut stamped yet it reads the newest
+the version the cut saw. With no cut stamped yet, it reads the newest
 versions and reports `stable_as_of` as null.
 """
 
@@ -29,7 +29,7 @@ PROGRESS_EVERY: Final = 1024
 @dataclass
 class CacheScanResult:
     count: int
-    # Cut of the answer: cache_warmed_through in epoch ms, or None.
+    # Cut of the result: cache_warmed_through in epoch ms, or None.
     stable_as_of: int | None
     populated: bool
     # Whether the scan stopped early (deadline or cancel) with a partial count.

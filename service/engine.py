@@ -42,7 +42,7 @@ Effective = Literal["cache", "origin", "snapshot"]
 
 @dataclass
 class Plan:
-    """Where a scan runs, decided before it starts."""
+    """The source of a scan, decided before it starts."""
 
     source: Effective
     # Observation an origin scan reads up to (None for cache and snapshot).
@@ -138,7 +138,7 @@ class ScanEngine:
     async def count(
         self, namespace: str, request: ScanRequest, predicate: Filter
     ) -> CountResponse:
-        """Answer a count-mode scan."""
+        """Run a count-mode scan and build its response."""
         started = time.perf_counter()
         timeout_s = request.timeout_seconds or COUNT_TIMEOUT_S
 

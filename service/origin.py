@@ -1,8 +1,9 @@
 """Origin scans: read a namespace's topic directly and evaluate a filter.
 
 Each partition is read from its log start to the end offset of the
-observation taken when the scan started, keeping the latest valid record per
-id (a tombstone deletes; a bad record is skipped, as the applier skips it).
+observation taken when the scan started. The latest valid record per id
+wins: a tombstone deletes, and a bad record is skipped as the applier skips
+it.
 `threads` partitions are read at once, each by its own consumer, fetching
 `page_size` records per request. A partition not finished by the deadline is
 saturated: counts then cover the finished partitions only, which makes them
@@ -139,7 +140,7 @@ class OriginScan:
                 )
         if timed_out and not self._connected:
             raise OriginUnavailable(
-                f"broker did not answer within the scan's timeout of {timeout_s}s"
+                f"broker did not respond within the scan's timeout of {timeout_s}s"
             )
         return self._result(timed_out, want_ids)
 

@@ -1,4 +1,4 @@
-"""The auto-mode policy: which source answers a scan, and whether to warm.
+"""The auto-mode policy: the source that serves a scan, and whether to warm.
 
 | cache      | watermark                       | action                         |
 | ---------- | ------------------------------- | ------------------------------ |

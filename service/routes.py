@@ -31,7 +31,7 @@ routes = web.RouteTableDef()
 def json_response(
     body: Any, status: int = 200, stable_as_of: Any = msgspec.UNSET
 ) -> web.Response:
-    """Encode a body; answers served from the cache also carry their cut in a header."""
+    """Encode a body; responses served from the cache also carry their cut in a header."""
     response = web.Response(
         status=status, body=_encoder.encode(body), content_type="application/json"
     )
@@ -44,7 +44,7 @@ def json_response(
 
 @routes.post("/v2/namespaces/{ns}/scans")
 async def create_scan(request: web.Request) -> web.Response:
-    """Answer a count, or start an ID scan job (202)."""
+    """Return a count, or start an ID scan job (202)."""
     runtime = request.app[RUNTIME]
     namespace = namespace_of(request)
     scan = await read_body(request, ScanRequest)
@@ -56,7 +56,7 @@ async def create_scan(request: web.Request) -> web.Response:
 
     if scan.source == "snapshot":
         raise ValidationFailed(
-            "source 'snapshot' answers counts only; use mode 'count', or source "
+            "source 'snapshot' serves counts only; use mode 'count', or source "
             "auto, cache or origin for an ID scan",
             field="source",
         )
