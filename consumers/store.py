@@ -9,13 +9,17 @@ kind, then the namespace, a NUL byte and the rest:
     O ns NUL partition    next offset to read (big-endian u64), written in
                           the same batch as the documents it covers
     C ns                  cache_warmed_through: the Observation it stamped
-    S ns NUL seq          snapshot number seq (big-endian u64)
+    S ns NUL seq          snapshot number seq (big-endian u64) as JSON
+    K ns                  snapshot configuration of the namespace (JSON)
     P ...                 reserved for posting lists built in the applier's
                           write batch
 
-The applier is the only writer. Readers take a RocksDB iterator, which keeps
-one consistent view for its lifetime, and read the cut (key C) through that
-same iterator, so a scan never mixes a cut with documents of another moment.
+The applier is the only writer of D, G, O and C keys, and the snapshot store
+(consumers/snapshots.py) the only writer of S and K keys. A replay, which
+runs with the server stopped, deletes a namespace's D, G, O, S and C keys.
+Readers take a RocksDB iterator, which keeps one consistent view for its
+lifetime, and read the cut (key C) through that same iterator, so a scan
+never mixes a cut with documents of another moment.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ GC_MARK: Final = b"G"
 OFFSET: Final = b"O"
 WARMED: Final = b"C"
 SNAPSHOT: Final = b"S"
+SNAPSHOT_CONFIG: Final = b"K"
 SEP: Final = b"\x00"
 
 _u64: Final = struct.Struct(">Q")
@@ -64,6 +69,10 @@ def warmed_key(namespace: str) -> bytes:
 
 def snapshot_key(namespace: str, seq: int) -> bytes:
     return SNAPSHOT + namespace.encode() + SEP + _u64.pack(seq)
+
+
+def snapshot_config_key(namespace: str) -> bytes:
+    return SNAPSHOT_CONFIG + namespace.encode()
 
 
 def prefix(kind: bytes, namespace: str) -> bytes:

@@ -130,6 +130,103 @@ class SnapshotSummary(msgspec.Struct, kw_only=True):
     fields: list[str]
 
 
+# A value a snapshot counts: a JSON scalar. Numbers that compare equal (1 and
+# 1.0) are one value, written as an int when integral and within int64 range.
+Scalar = str | int | float | bool | None
+SkipReason = Literal["too_many_values", "array_values", "object_values", "excluded"]
+MAX_CONFIG_FIELDS = 10_000
+FieldNames = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=1024)]],
+    Meta(max_length=MAX_CONFIG_FIELDS),
+]
+MAX_SNAPSHOT_VALUES = 10_000_000
+
+
+class ValueCount(msgspec.Struct, kw_only=True):
+    """One value of a field and the number of documents holding it."""
+
+    value: Scalar
+    count: int
+
+
+class FieldCounts(msgspec.Struct, kw_only=True):
+    """Exact value counts of one field; a null entry counts explicit nulls."""
+
+    name: str
+    # Ordered by type (null, bool, number, string), then by value.
+    values: list[ValueCount]
+
+
+class SkippedField(msgspec.Struct, kw_only=True):
+    """A field a snapshot does not count, and why."""
+
+    name: str
+    reason: SkipReason
+
+
+class SnapshotContent(msgspec.Struct, kw_only=True):
+    """The part of a snapshot that its sha covers: the counts, never the cut."""
+
+    document_count: int
+    # Ordered by field name.
+    fields: list[FieldCounts]
+    # Ordered by field name.
+    skipped: list[SkippedField]
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    """Body of the snapshot routes: a snapshot with its full histograms."""
+
+    namespace: str
+    # Hex SHA-256 of the canonical encoding of document_count, fields and
+    # skipped (a SnapshotContent); the cut is not part of it.
+    sha: str
+    # Entry number in the namespace's history; a rebuild with the same sha
+    # rewrites the entry under its number.
+    seq: int
+    # cache_warmed_through the counts are exact at; null when the topic held
+    # no data record at that cut.
+    watermark_ms: int | None
+    # The cut: partition -> end offset of the CWT observation.
+    end_offsets: dict[str, int]
+    # When the entry was first written; a rewrite at a newer cut keeps it.
+    created_at_ms: int
+    # Distinct values past which a field was skipped.
+    max_values: int
+    document_count: int
+    fields: list[FieldCounts]
+    skipped: list[SkippedField]
+
+
+class SnapshotList(msgspec.Struct, kw_only=True):
+    """Body of GET /v2/namespaces/{ns}/snapshots: kept snapshots, newest first."""
+
+    snapshots: list[SnapshotSummary]
+
+
+class SnapshotConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of PUT /v2/namespaces/{ns}/snapshots/config.
+
+    `include` null counts every field, and a list counts only the fields it
+    names. `exclude` names fields never counted; a name may not be in both
+    lists. `max_values` null takes the server's default.
+    """
+
+    include: FieldNames | None = None
+    exclude: FieldNames = []
+    max_values: Annotated[int, Meta(ge=1, le=MAX_SNAPSHOT_VALUES)] | None = None
+
+
+class SnapshotConfigView(msgspec.Struct, kw_only=True):
+    """Body of GET and PUT /v2/namespaces/{ns}/snapshots/config."""
+
+    include: list[str] | None
+    exclude: list[str]
+    max_values: int | None
+    # The limit builds use: max_values, or the server's default when null.
+    effective_max_values: int
+
+
 class NamespaceStatus(msgspec.Struct, kw_only=True):
     """Body of GET /v2/namespaces/{ns}."""
 

@@ -16,6 +16,7 @@ from service.openapi import openapi_document
 from service.requests import MAX_BODY_BYTES
 from service.routes import json_response, routes
 from service.runtime import Runtime
+from service.snapshot_routes import snapshot_routes
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app.add_routes(routes)
     app.add_routes(extra_routes)
+    app.add_routes(snapshot_routes)
 
     owned = runtime or Runtime(settings)
     app[RUNTIME] = owned

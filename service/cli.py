@@ -198,5 +198,30 @@ def load(
     )
 
 
+@main.command()
+@click.argument("namespace", callback=lambda _c, _p, v: _namespace(v))
+@click.option(
+    "--url", envvar="HEVLAYER_URL", default=f"http://{_DEFAULTS.host}:{_DEFAULTS.port}",
+    show_default=True, help="Base URL of the running hevlayer server.",
+)
+@click.option(
+    "--timeout", "timeout_s", type=click.FloatRange(min=1), default=600.0,
+    show_default=True, help="Seconds to wait for the server to build the snapshot.",
+)
+def snapshot(namespace: str, url: str, timeout_s: float) -> None:
+    """Ask a running server to build a snapshot of NAMESPACE now; print it.
+
+    The server keeps the cache database open and locked, so the build goes
+    through its API (POST /v2/namespaces/NAMESPACE/snapshots).
+    """
+    from service.snapshot_client import SnapshotRequestError, request_snapshot
+
+    try:
+        body = request_snapshot(url, namespace, timeout_s)
+    except SnapshotRequestError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(body)
+
+
 if __name__ == "__main__":
     main()

@@ -16,6 +16,10 @@ from schemas.api import (
     ScanJobView,
     ScanRequest,
     ScanResults,
+    Snapshot,
+    SnapshotConfig,
+    SnapshotConfigView,
+    SnapshotList,
 )
 
 _NS = {"name": "ns", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -45,6 +49,10 @@ def openapi_document() -> dict[str, Any]:
         ErrorBody,
         NamespaceStatus,
         Health,
+        Snapshot,
+        SnapshotList,
+        SnapshotConfig,
+        SnapshotConfigView,
     ]
     _, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
@@ -109,6 +117,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(ref + "NamespaceStatus", "status")},
                 },
             },
+            **_snapshot_paths(ref),
             "/health": {
                 "get": {"responses": {"200": _json(ref + "Health", "health")}},
             },
@@ -117,4 +126,53 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {"schemas": components},
+    }
+
+
+def _snapshot_paths(ref: str) -> dict[str, Any]:
+    snapshots = "/v2/namespaces/{ns}/snapshots"
+    config_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": ref + "SnapshotConfig"}}},
+    }
+    return {
+        snapshots: {
+            "parameters": [_NS],
+            "post": {
+                "summary": "Build a snapshot at the current cache_warmed_through now",
+                "responses": {
+                    "201": _json(ref + "Snapshot", "snapshot built"),
+                    **_errors(409, 422, 503),
+                },
+            },
+            "get": {
+                "summary": "List the kept snapshots, newest first",
+                "responses": {"200": _json(ref + "SnapshotList", "snapshots")},
+            },
+        },
+        snapshots + "/latest": {
+            "parameters": [_NS],
+            "get": {
+                "summary": "Read the latest snapshot with its value counts",
+                "responses": {
+                    "200": _json(ref + "Snapshot", "snapshot"),
+                    **_errors(404, 422),
+                },
+            },
+        },
+        snapshots + "/config": {
+            "parameters": [_NS],
+            "get": {
+                "summary": "Read the fields and value limit snapshots use",
+                "responses": {"200": _json(ref + "SnapshotConfigView", "config")},
+            },
+            "put": {
+                "summary": "Set the fields and value limit; a change rebuilds",
+                "requestBody": config_body,
+                "responses": {
+                    "200": _json(ref + "SnapshotConfigView", "config"),
+                    **_errors(400, 415, 422),
+                },
+            },
+        },
     }

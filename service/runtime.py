@@ -14,6 +14,7 @@ from pathlib import Path
 from consumers.applier import Applier
 from consumers.consistency import Consistency
 from consumers.settings import Settings
+from consumers.snapshot_scheduler import SnapshotScheduler
 from consumers.snapshots import SnapshotStore
 from consumers.store import Store
 from consumers.watermark import WatermarkWatcher
@@ -34,6 +35,10 @@ class Runtime:
         self.applier = Applier(settings, self.store, self.consistency)
         self.watcher = WatermarkWatcher(settings, self.consistency)
         self.snapshots = SnapshotStore(settings, self.store)
+        self.snapshot_scheduler = SnapshotScheduler(
+            settings, self.snapshots, self.consistency
+        )
+        self.consistency.on_stamp(self.snapshot_scheduler.on_stamp)
         self.engine = ScanEngine(
             settings, self.store, self.consistency, self.watcher, self.snapshots
         )
@@ -55,6 +60,7 @@ class Runtime:
         self.start_applier()
         self.start_watcher()
         self._janitor_task = asyncio.create_task(self._janitor_routine(), name="janitor")
+        self.snapshot_scheduler.start()
         logger.info(
             "hevlayer runtime started: brokers %s, cache %s",
             self.settings.bootstrap_servers,
@@ -93,6 +99,7 @@ class Runtime:
         await self.stop_watcher()
         await self.stop_applier()
         await self.watcher.close()
+        await self.snapshot_scheduler.close()
         self.store.close()
         logger.info("hevlayer runtime stopped")
 
