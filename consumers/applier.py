@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from consumers import metrics
 from consumers.batch import ApplyOutcome, BatchWriter
+from consumers.clients import stop_client
 from consumers.consistency import Consistency
 from consumers.cuts import Observation, Version, covers
 from consumers.settings import Settings
@@ -163,8 +164,8 @@ class Applier:
             await admin.start()
             await ensure_dead_letter_topic(admin, self._settings)
         except BaseException:
-            await consumer.stop()
-            await producer.stop()
+            await stop_client(consumer, "applier consumer")
+            await stop_client(producer, "dead-letter producer")
             await admin.close()
             raise
         self._consumer, self._producer, self._admin = consumer, producer, admin
@@ -175,9 +176,9 @@ class Applier:
         consumer, producer, admin = self._consumer, self._producer, self._admin
         self._consumer = self._producer = self._admin = None
         if consumer is not None:
-            await consumer.stop()
+            await stop_client(consumer, "applier consumer")
         if producer is not None:
-            await producer.stop()
+            await stop_client(producer, "dead-letter producer")
         if admin is not None:
             await admin.close()
 
@@ -263,18 +264,23 @@ class Applier:
 
     async def _accepts(self, topic: str, namespace: str) -> bool:
         """Check a topic's timestamp type once; reject CreateTime without the opt-in."""
-        if topic in self._refused:
-            return False
         if any(tp.topic == topic for tp in self._assigned):
             return True
+        # Rejected topics are checked again at every refresh, so switching one
+        # to LogAppendTime takes effect without a restart.
         assert self._admin is not None
+        state = self._consistency.state(namespace)
         try:
             await check_timestamp_type(self._admin, self._settings, topic)
         except CreateTimeTopic as exc:
+            if topic not in self._refused:
+                logger.error("applier rejected topic %s: %s", topic, exc)
             self._refused[topic] = str(exc)
-            self._consistency.state(namespace).topic_error = str(exc)
-            logger.error("applier rejected topic %s: %s", topic, exc)
+            state.topic_error = str(exc)
             return False
+        if self._refused.pop(topic, None) is not None:
+            logger.info("applier accepts topic %s now that it uses LogAppendTime", topic)
+        state.topic_error = None
         return True
 
     def _decode(

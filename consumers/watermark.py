@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from consumers import metrics
+from consumers.clients import stop_client
 from consumers.consistency import Consistency
 from consumers.cuts import Observation
 from consumers.settings import Settings
@@ -70,7 +71,7 @@ class WatermarkWatcher:
         consumer, self._consumer = self._consumer, None
         admin, self._admin = self._admin, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_client(consumer, "watermark consumer")
         if admin is not None:
             await admin.close()
 
@@ -151,7 +152,7 @@ class WatermarkWatcher:
                 await consumer.start()
                 await admin.start()
             except BaseException:
-                await consumer.stop()
+                await stop_client(consumer, "watermark consumer")
                 await admin.close()
                 raise
             self._consumer, self._admin = consumer, admin

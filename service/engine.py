@@ -127,7 +127,26 @@ class ScanEngine:
                 f"{self._settings.topic_for(namespace)!r}; produce to it or run "
                 "`hevlayer load`"
             ) from None
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            latest = self._consistency.state(namespace).watermark
+            if self._watcher.last_observation_ok and latest is not None:
+                # The broker answered the watcher a moment ago: the deadline
+                # is too short, not the broker gone. The latest observation
+                # is an equally valid cut to read up to.
+                logger.info(
+                    "observing %s timed out after %.3fs; reading up to the latest "
+                    "observation %s",
+                    namespace,
+                    timeout_s,
+                    latest.end_offsets,
+                )
+                return latest
+            raise Unavailable(
+                f"Kafka at {self._settings.bootstrap_servers} did not respond within "
+                f"{timeout_s:g}s; cache and snapshot reads still work, retry origin "
+                "later or with a longer timeout_seconds"
+            ) from None
+        except (KafkaError, OSError) as exc:
             raise Unavailable(
                 f"Kafka at {self._settings.bootstrap_servers} is unreachable "
                 f"({exc!r}); cache and snapshot reads still work, retry origin later"
@@ -268,6 +287,7 @@ class ScanEngine:
                 page_size=request.page_size,
                 timeout_s=timeout_s,
                 progress=progress,
+                broker_reachable=self._watcher.last_observation_ok is True,
             )
         except OriginUnavailable as exc:
             raise Unavailable(

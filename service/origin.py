@@ -21,6 +21,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumers.clients import stop_client
 from consumers.cuts import Observation, Version, supersedes
 from consumers.settings import Settings
 from schemas.filters import Filter
@@ -118,8 +119,15 @@ class OriginScan:
         self._records_read = 0
         self._connected = False
 
-    async def run(self, timeout_s: float, *, want_ids: bool) -> OriginScanResult:
-        """Scan until done or until `timeout_s` passes; see the module docstring."""
+    async def run(
+        self, timeout_s: float, *, want_ids: bool, broker_reachable: bool = False
+    ) -> OriginScanResult:
+        """Scan until done or until `timeout_s` passes; see the module docstring.
+
+        A deadline that passes before any reader connects means an unreachable
+        broker, unless `broker_reachable` says the broker answered just before;
+        then every partition is reported saturated.
+        """
         workers = [asyncio.create_task(self._worker()) for _ in range(self._threads)]
         timed_out = False
         if workers:
@@ -138,7 +146,7 @@ class OriginScan:
                     len(errors),
                     errors[0],
                 )
-        if timed_out and not self._connected:
+        if timed_out and not self._connected and not broker_reachable:
             raise OriginUnavailable(
                 f"broker did not respond within the scan's timeout of {timeout_s}s"
             )
@@ -175,7 +183,7 @@ class OriginScan:
                 partition = self._pending.popleft()
                 self._finished[partition] = await self._read(consumer, partition)
         finally:
-            await consumer.stop()
+            await stop_client(consumer, "origin consumer")
 
     async def _read(self, consumer: AIOKafkaConsumer, partition: int) -> Latest:
         tp = TopicPartition(self._topic, partition)
@@ -210,6 +218,7 @@ async def scan_origin(
     page_size: int,
     timeout_s: float,
     progress: Progress,
+    broker_reachable: bool = False,
 ) -> OriginScanResult:
     """Run one origin scan; raise OriginUnavailable when the broker is unreachable."""
     scan = OriginScan(
@@ -221,6 +230,8 @@ async def scan_origin(
         progress=progress,
     )
     try:
-        return await scan.run(timeout_s, want_ids=want_ids)
+        return await scan.run(
+            timeout_s, want_ids=want_ids, broker_reachable=broker_reachable
+        )
     except KafkaError as exc:
         raise OriginUnavailable(f"broker error: {exc!r}") from exc

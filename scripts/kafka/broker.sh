@@ -110,6 +110,10 @@ start() {
       || { log "formatting $data_dir failed:"; cat "$data_dir/format.log" >&2; exit 1; }
   fi
 
+  # A restart must not find the previous run's "started" line.
+  if [ -f "$data_dir/broker.log" ]; then
+    mv "$data_dir/broker.log" "$data_dir/broker.log.1"
+  fi
   nohup java -Xms128m "-Xmx$heap" -XX:+UseG1GC -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$data_dir/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$data_dir/server.properties" \
