@@ -15,7 +15,7 @@ holds, so such a change needs a replay of the cache.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -77,25 +77,38 @@ def decode_record(key: bytes | None, value: bytes | None) -> tuple[str, Attribut
     return doc_id, decode_attributes(value)
 
 
+class LogRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One record of a namespace topic, as producers write it."""
+
+    # Record key: the document id as UTF-8.
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_BYTES)]
+    # Record value: the attributes, or None (a tombstone) to delete.
+    value: Attributes | None
+
+
 def record_json_schema() -> dict[str, Any]:
-    """Return the JSON Schema of a record value, for producers in any language."""
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "hevlayer document record value",
-        "description": (
-            "Value of a record in a hevlayer namespace topic. The record key is "
-            "the document id as UTF-8 (1 to 1024 bytes). A null value (a "
-            "tombstone) deletes the document. The broker's LogAppendTime "
-            "becomes the document's _hevlayer_upserted_at."
-        ),
-        "type": "object",
-        "propertyNames": {"not": {"anyOf": [{"pattern": "^_hevlayer_"}, {"const": "id"}]}},
-        "additionalProperties": True,
+    """Return the JSON Schema of a record, for producers in any language.
+
+    msgspec generates it from LogRecord; the rule on reserved attribute names,
+    which no msgspec constraint expresses, is added by hand.
+    """
+    schema = msgspec.json.schema(LogRecord)
+    record = schema["$defs"]["LogRecord"]
+    record["description"] = (
+        "A record of a hevlayer namespace topic. `key` is the Kafka record key "
+        "(the document id as UTF-8, at most 1024 bytes); `value` is the record "
+        "value: a JSON object of attributes, or null (a tombstone) to delete. "
+        "The broker's LogAppendTime becomes the document's _hevlayer_upserted_at."
+    )
+    value = record["properties"]["value"]["anyOf"][0]
+    value["propertyNames"] = {
+        "not": {"anyOf": [{"pattern": "^_hevlayer_"}, {"const": "id"}]}
     }
+    return schema
 
 
 def main() -> None:
-    """Print the record value's JSON Schema."""
+    """Print the record's JSON Schema (schemas/log-record.schema.json holds a copy)."""
     print(json.dumps(record_json_schema(), indent=2))
 
 
