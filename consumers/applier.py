@@ -208,14 +208,36 @@ class Applier:
             await self._dead_letter(bad)
 
         plans = self._plan({namespace for namespace, _, _ in decoded})
-        outcome = await asyncio.to_thread(self._write, decoded, positions, plans)
-        self._publish(outcome)
+        outcome = await self._write_and_publish(decoded, positions, plans)
         await self._commit_lag_offsets()
         return outcome
 
     async def _stamp_due_targets(self) -> None:
-        outcome = await asyncio.to_thread(self._write, [], {}, self._plan(set()))
+        await self._write_and_publish([], {}, self._plan(set()))
+
+    async def _write_and_publish(
+        self,
+        decoded: list[tuple[str, str, Version]],
+        positions: dict[TopicPartition, int],
+        plans: dict[str, NamespacePlan],
+    ) -> ApplyOutcome:
+        """Commit a batch in a worker thread and publish it, even when cancelled.
+
+        Cancelling the await does not stop the thread, which may still commit
+        the batch. Publishing it anyway keeps the in-memory offsets equal to
+        the stored ones, so a restarted applier does not read records again.
+        """
+        write = asyncio.ensure_future(
+            asyncio.to_thread(self._write, decoded, positions, plans)
+        )
+        try:
+            outcome = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            outcome = await write
+            self._publish(outcome)
+            raise
         self._publish(outcome)
+        return outcome
 
     def _namespace(self, topic: str) -> str | None:
         namespace = self._settings.namespace_of(topic)

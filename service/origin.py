@@ -31,6 +31,10 @@ from service.progress import Progress
 logger = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_MS: Final = 500
+# A short broker-side fetch wait keeps a reader's switch to its next partition
+# cheap. NOTE: unsubscribing between partitions would avoid the wait too, but
+# with aiokafka 0.14 it made the consumer's stop() hang until the deadline.
+FETCH_MAX_WAIT_MS: Final = 100
 
 
 class OriginUnavailable(RuntimeError):
@@ -136,7 +140,11 @@ class OriginScan:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-            errors = [t.exception() for t in done if t.exception() is not None]
+            errors = [
+                t.exception()
+                for t in done
+                if not t.cancelled() and t.exception() is not None
+            ]
             if errors and not self._connected:
                 raise OriginUnavailable(f"broker unreachable: {errors[0]!r}")
             if errors:
@@ -168,6 +176,11 @@ class OriginScan:
         return result
 
     async def _worker(self) -> None:
+        # Claim a partition before connecting, so a reader that starts late
+        # finds nothing left and never starts a consumer it would stop at once.
+        if not self._pending:
+            return
+        partition = self._pending.popleft()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.bootstrap_servers,
             client_id="hevlayer-origin",
@@ -175,13 +188,16 @@ class OriginScan:
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_poll_records=self._page_size,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         try:
             await consumer.start()
             self._connected = True
-            while self._pending:
-                partition = self._pending.popleft()
+            while True:
                 self._finished[partition] = await self._read(consumer, partition)
+                if not self._pending:
+                    return
+                partition = self._pending.popleft()
         finally:
             await stop_client(consumer, "origin consumer")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -128,3 +130,127 @@ class Harness:
     async def close(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
+
+
+# Helpers for tests of cuts, restarts and the auto policy.
+
+
+@dataclass(frozen=True)
+class ProducedRecord:
+    """One record as the broker stored it: where, when, and what it wrote."""
+
+    partition: int
+    offset: int
+    # Broker LogAppendTime in epoch ms, as RecordMetadata reports it.
+    timestamp_ms: int
+    doc_id: str
+    # Attributes as sent, or None for a delete.
+    value: dict[str, Any] | None
+
+
+@dataclass
+class LogModel:
+    """The produced records of one namespace and the document states they define."""
+
+    records: list[ProducedRecord] = field(default_factory=list)
+
+    def add(
+        self,
+        sent: list[tuple[str, dict[str, Any] | None]],
+        metadata: list[RecordMetadata],
+    ) -> None:
+        for (doc_id, value), meta in zip(sent, metadata, strict=True):
+            self.records.append(
+                ProducedRecord(meta.partition, meta.offset, meta.timestamp, doc_id, value)
+            )
+
+    def end_offsets(self, partitions: int) -> dict[int, int]:
+        ends = dict.fromkeys(range(partitions), 0)
+        for record in self.records:
+            ends[record.partition] = max(ends[record.partition], record.offset + 1)
+        return ends
+
+    def state(self, cut: dict[int, int] | None = None) -> dict[str, ProducedRecord]:
+        """Return id -> the live record of each document at `cut` (None: everything).
+
+        Every version of an id lands in one partition, so the highest offset
+        below the cut wins and a delete removes the document.
+        """
+        latest: dict[str, ProducedRecord] = {}
+        for record in self.records:
+            if cut is not None and record.offset >= cut.get(record.partition, 0):
+                continue
+            current = latest.get(record.doc_id)
+            if current is None or record.offset > current.offset:
+                latest[record.doc_id] = record
+        return {doc_id: r for doc_id, r in latest.items() if r.value is not None}
+
+    def state_at_ms(self, timestamp_ms: int) -> dict[str, ProducedRecord]:
+        """Return the live documents of records with timestamps up to `timestamp_ms`."""
+        cut: dict[int, int] = {}
+        for record in self.records:
+            if record.timestamp_ms <= timestamp_ms:
+                cut[record.partition] = max(cut.get(record.partition, 0), record.offset + 1)
+        return self.state(cut)
+
+
+async def namespace_status(harness: Harness, namespace: str) -> dict[str, Any]:
+    """Return the body of GET /v2/namespaces/{ns}."""
+    response = await harness.client.get(f"/v2/namespaces/{namespace}")
+    body = await response.json()
+    assert response.status == 200, body
+    return body
+
+
+async def count_with_header(
+    harness: Harness, namespace: str, body: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """Run a count and return its body and its X-Hevlayer-Stable-As-Of header."""
+    response = await harness.client.post(
+        f"/v2/namespaces/{namespace}/scans", json={"mode": "count", **body}
+    )
+    payload = await response.json()
+    assert response.status == 200, payload
+    return payload, response.headers.get("X-Hevlayer-Stable-As-Of")
+
+
+async def wait_offsets(
+    harness: Harness,
+    namespace: str,
+    end_offsets: dict[int, int],
+    timeout_s: float = WAIT_TIMEOUT_S,
+) -> None:
+    """Wait until the applier reaches `end_offsets`, without observing the topic.
+
+    Unlike `Harness.wait_applied`, this registers no observation, so the
+    watermark and the warm targets stay as they are.
+    """
+    state = harness.runtime.consistency.state(namespace)
+    deadline = time.monotonic() + timeout_s
+    while not covers(state.next_offsets, end_offsets):
+        assert time.monotonic() < deadline, (
+            f"applier of {namespace} stuck at {state.next_offsets}, "
+            f"expected {end_offsets}"
+        )
+        await asyncio.sleep(0.01)
+
+
+async def wait_status(
+    harness: Harness,
+    namespace: str,
+    condition: Callable[[dict[str, Any]], bool],
+    timeout_s: float = WAIT_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Poll GET /v2/namespaces/{ns} until `condition` is true and return that status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await namespace_status(harness, namespace)
+        if condition(status):
+            return status
+        assert time.monotonic() < deadline, f"namespace {namespace} status stuck: {status}"
+        await asyncio.sleep(0.05)
+
+
+def offsets_key(end_offsets: dict[int, int]) -> dict[str, int]:
+    """Return end offsets keyed the way the API's JSON bodies key them."""
+    return {str(partition): offset for partition, offset in sorted(end_offsets.items())}
