@@ -30,7 +30,8 @@ from consumers.topics import admin_client, namespace_partitions
 logger = logging.getLogger(__name__)
 
 TAIL_FETCH_TIMEOUT_MS: Final = 500
-OBSERVE_TIMEOUT_S: Final = 10.0
+# A healthy local broker answers an observation in well under 0.1 s.
+OBSERVE_TIMEOUT_S: Final = 3.0
 
 
 class NoTopic(LookupError):
@@ -51,7 +52,8 @@ class WatermarkWatcher:
         # (topic, partition) -> (end offset, timestamp of the last data record).
         self._tails: dict[TopicPartition, tuple[int, int | None]] = {}
         self._failing: set[str] = set()
-        # Whether the latest listing of topics reached the broker (None: not tried).
+        # Whether the latest listing or observation reached the broker (None:
+        # not tried yet).
         self.last_observation_ok: bool | None = None
 
     async def watch_routine(self) -> None:
@@ -127,8 +129,10 @@ class WatermarkWatcher:
                     observation = await self._observe(namespace)
             except (KafkaError, OSError, TimeoutError):
                 # Reconnect from scratch next time: the client may be wedged.
+                self.last_observation_ok = False
                 await self.close()
                 raise
+        self.last_observation_ok = True
         if namespace in self._failing:
             self._failing.discard(namespace)
             logger.info("observing the watermark of %s works again", namespace)
