@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Final
 
 from consumers.applier import Applier
 from consumers.consistency import Consistency
@@ -22,6 +23,8 @@ from service.engine import ScanEngine
 from service.jobs import JobRegistry
 
 logger = logging.getLogger(__name__)
+
+CLOSE_STEP_TIMEOUT_S: Final = 15.0
 
 
 class Runtime:
@@ -93,22 +96,43 @@ class Runtime:
             self.jobs.expire()
 
     async def close(self) -> None:
-        """Stop every background task, then close the database."""
-        await self.jobs.close()
-        await _cancel(self._janitor_task)
-        await self.stop_watcher()
-        await self.stop_applier()
-        await self.watcher.close()
-        await self.snapshot_scheduler.close()
+        """Stop every background task, then close the database.
+
+        Each step is bounded, so one stuck client cannot keep the process from
+        exiting; a step that overruns is logged and the shutdown goes on.
+        """
+        steps = [
+            ("scan jobs", self.jobs.close()),
+            ("job janitor", _cancel(self._janitor_task)),
+            ("watcher", self.stop_watcher()),
+            ("applier", self.stop_applier()),
+            ("watcher clients", self.watcher.close()),
+            ("snapshot scheduler", self.snapshot_scheduler.close()),
+        ]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step, CLOSE_STEP_TIMEOUT_S)
+            except TimeoutError:
+                logger.error(
+                    "stopping the %s took over %.0fs; going on with shutdown",
+                    name,
+                    CLOSE_STEP_TIMEOUT_S,
+                )
         self.store.close()
         logger.info("hevlayer runtime stopped")
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None or task.done():
+    """Cancel a background task and wait until it has ended.
+
+    The cancellation is repeated each second: in Python 3.11 a cancellation
+    that lands just as an `asyncio.timeout` block expires can be swallowed,
+    and a single cancel() would then leave shutdown waiting forever.
+    """
+    if task is None:
         return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("background task %s had failed: %r", task.get_name(), task.exception())
