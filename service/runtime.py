@@ -102,10 +102,10 @@ class Runtime:
         exiting; a step that overruns is logged and the shutdown goes on.
         """
         steps = [
+            ("applier", self.stop_applier()),
             ("scan jobs", self.jobs.close()),
             ("job janitor", _cancel(self._janitor_task)),
             ("watcher", self.stop_watcher()),
-            ("applier", self.stop_applier()),
             ("watcher clients", self.watcher.close()),
             ("snapshot scheduler", self.snapshot_scheduler.close()),
         ]

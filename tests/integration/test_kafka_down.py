@@ -268,7 +268,7 @@ async def test_reachable_short_timeout_not_503(app: Harness) -> None:
     await app.runtime.watcher.observe(NAMESPACE)
 
     status, payload, _ = await timed_post(
-        app, {"mode": "count", "source": "origin", "timeout_seconds": 0.05}
+        app, {"mode": "count", "source": "origin", "timeout_seconds": 0.001}
     )
 
     assert status == 200, payload
