@@ -40,7 +40,7 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
 
     namespace: str
     # Newest record timestamp below the end offsets; None while the topic
-    # holds no data record.
+    # contains no data record.
     watermark_ms: int | None
     # Partition -> end offset (last stable offset, the next offset to be written).
     end_offsets: dict[int, int]
@@ -52,6 +52,11 @@ def covers(next_offsets: dict[int, int], cut: dict[int, int]) -> bool:
     return all(next_offsets.get(p, 0) >= end for p, end in cut.items())
 
 
+def lag(next_offsets: dict[int, int], cut: dict[int, int]) -> int:
+    """Return how many offsets of a cut the next offsets have not reached yet."""
+    return sum(max(0, end - next_offsets.get(p, 0)) for p, end in cut.items())
+
+
 def in_cut(version: Version, cut: dict[int, int]) -> bool:
     """Return whether a version is below its partition's end offset in a cut."""
     return version.offset < cut.get(version.partition, 0)
@@ -61,8 +66,8 @@ def supersedes(new: Version, old: Version) -> bool:
     """Return whether `new` replaces `old` as the newer version of a document.
 
     Within a partition the later offset wins. Keys are partitioned by id, so
-    one id in two partitions means a producer chose partitions by hand; then
-    the later timestamp wins, ties going to the higher partition, so the
+    one id in two partitions means a producer chose partitions by hand. Then
+    the later timestamp wins and a tie goes to the higher partition, so the
     cache and origin scans pick the same version.
     """
     if new.partition == old.partition:
@@ -81,10 +86,10 @@ def insert_version(versions: list[Version], new: Version) -> list[Version]:
 
 
 def visible_version(versions: list[Version], cut: dict[int, int] | None) -> Version | None:
-    """Return the version a reader at `cut` sees (None: the document is absent).
+    """Return the version visible at `cut` (None: the document is absent).
 
-    With no cut (no cache_warmed_through stamped yet) a reader sees the newest
-    version applied.
+    With no cut (no cache_warmed_through stamped yet) the newest version
+    applied is visible.
     """
     if cut is None:
         return versions[-1] if versions else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from aiokafka.errors import KafkaError
@@ -56,11 +56,8 @@ class IdsOutcome:
     watermark_ms: int | None = None
 
 
-@dataclass
-class NamespaceCounters:
-    """Per-namespace numbers that make progress estimates possible."""
-
-    last_document_count: dict[str, int] = field(default_factory=dict)
+def is_strong(request: ScanRequest) -> bool:
+    return request.consistency is not None and request.consistency.level == "strong"
 
 
 class ScanEngine:
@@ -79,7 +76,9 @@ class ScanEngine:
         self._consistency = consistency
         self._watcher = watcher
         self._snapshots = snapshots
-        self._counters = NamespaceCounters()
+        # Namespace -> documents seen by its last complete cache scan, which
+        # lets the next scan estimate its progress.
+        self._last_document_count: dict[str, int] = {}
 
     # -- planning ---------------------------------------------------------
 
@@ -88,7 +87,7 @@ class ScanEngine:
     ) -> Plan:
         """Decide the source of a live (non-snapshot) scan; observe for origin."""
         source = request.source
-        strong = request.consistency is not None and request.consistency.level == "strong"
+        strong = is_strong(request)
         if source == "origin":
             return Plan("origin", await self.observe(namespace, timeout_s))
         if strong:
@@ -130,8 +129,8 @@ class ScanEngine:
         except TimeoutError:
             latest = self._consistency.state(namespace).watermark
             if self._watcher.last_observation_ok and latest is not None:
-                # The broker answered the watcher a moment ago: the deadline
-                # is too short, not the broker gone. The latest observation
+                # The broker responded to the watcher a moment ago, so the
+                # deadline is too short rather than the broker gone. The latest observation
                 # is an equally valid cut to read up to.
                 logger.info(
                     "observing %s timed out after %.3fs; reading up to the latest "
@@ -161,7 +160,7 @@ class ScanEngine:
         started = time.perf_counter()
         timeout_s = request.timeout_seconds or COUNT_TIMEOUT_S
 
-        strong = request.consistency is not None and request.consistency.level == "strong"
+        strong = is_strong(request)
         if request.source == "snapshot" and strong:
             raise ValidationFailed(
                 "a strong read needs the cache or origin; a snapshot may lag the "
@@ -244,7 +243,7 @@ class ScanEngine:
         progress: Progress,
         timeout_s: float,
     ) -> CacheScanResult:
-        expected = self._counters.last_document_count.get(namespace)
+        expected = self._last_document_count.get(namespace)
         task = asyncio.ensure_future(
             asyncio.to_thread(
                 scan_cache,
@@ -265,7 +264,7 @@ class ScanEngine:
             progress.cancel.set()
             raise
         if not result.stopped:
-            self._counters.last_document_count[namespace] = progress.documents_scanned
+            self._last_document_count[namespace] = progress.documents_scanned
         return result
 
     async def _origin(

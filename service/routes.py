@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from consumers.cuts import Observation
+from consumers.cuts import lag as applier_lag
 from schemas.api import (
     MAX_RESULTS_LIMIT,
     NamespaceStatus,
@@ -123,10 +124,7 @@ async def get_namespace(request: web.Request) -> web.Response:
     view = runtime.store.view(namespace)
     lag = None
     if state.watermark is not None:
-        lag = sum(
-            max(0, end - view.next_offsets.get(partition, 0))
-            for partition, end in state.watermark.end_offsets.items()
-        )
+        lag = applier_lag(view.next_offsets, state.watermark.end_offsets)
     status = NamespaceStatus(
         namespace=namespace,
         topic=runtime.settings.topic_for(namespace),
