@@ -257,17 +257,17 @@ class Applier:
 
         assert self._admin is not None
         topics = await namespace_partitions(self._admin, self._settings, self._only)
-        wanted: set[TopicPartition] = set()
+        assignment: set[TopicPartition] = set()
         for topic, partitions in topics.items():
             namespace = self._namespace(topic)
             if namespace is None or not await self._accepts(topic, namespace):
                 continue
-            wanted.update(TopicPartition(topic, p) for p in partitions)
-        if wanted == self._assigned:
+            assignment.update(TopicPartition(topic, p) for p in partitions)
+        if assignment == self._assigned:
             return
 
-        self._consumer.assign(sorted(wanted))
-        for tp in sorted(wanted):
+        self._consumer.assign(sorted(assignment))
+        for tp in sorted(assignment):
             namespace = self._namespace(tp.topic)
             assert namespace is not None
             stored = self._consistency.state(namespace).next_offsets.get(tp.partition)
@@ -275,11 +275,11 @@ class Applier:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, stored)
-        added = wanted - self._assigned
-        self._assigned = wanted
+        added = assignment - self._assigned
+        self._assigned = assignment
         logger.info(
             "applier assigned %d partitions (%d new: %s)",
-            len(wanted),
+            len(assignment),
             len(added),
             ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(added)),
         )

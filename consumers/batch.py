@@ -1,9 +1,9 @@
 """One applier batch: document changes, offsets and stamps in one write.
 
 Runs in a worker thread, off the event loop. The batch reads entries through
-an overlay, so several records of one id in a batch see each other, and
-writes everything with one atomic RocksDB write: a crash before the write
-leaves the previous offsets, and the records are read and applied again.
+an overlay, so several records of one id in a batch build on each other. It
+writes everything with one atomic RocksDB write, so a crash before the write
+leaves the previous offsets and the records are read and applied again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from consumers.store import (
 
 @dataclass
 class ApplyOutcome:
-    """What one committed batch changed, for the event loop to publish."""
+    """Changes of one committed batch, for the event loop to publish."""
 
     # Namespace -> partition -> next offset after this batch (only those moved).
     next_offsets: dict[str, dict[int, int]] = field(default_factory=dict)

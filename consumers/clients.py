@@ -19,7 +19,7 @@ async def stop_client(client: Stoppable, name: str) -> None:
     """Stop a consumer or producer, swallowing errors raised while it shuts down.
 
     aiokafka 0.14's fetcher awaits its own cancelled fetch task on close, so
-    `stop()` can raise CancelledError when nobody cancelled the caller
+    `stop()` can raise CancelledError even when the caller was not cancelled
     (aio-libs/aiokafka#647). That error is swallowed unless the current task
     really is being cancelled.
     """

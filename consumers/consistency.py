@@ -19,14 +19,14 @@ from consumers.cuts import Observation, covers
 logger = logging.getLogger(__name__)
 
 # Pending warm targets per namespace. While the applier lags far behind, a
-# target arrives every watch interval; past this many, every second one is
+# target arrives every watch interval. Past this many, every second one is
 # dropped, so stamps still come along the way at a coarser step.
 MAX_TARGETS: Final = 32
 
 
 @dataclass
 class NamespaceState:
-    """What the process knows about one namespace's consistency."""
+    """Consistency state of one namespace in this process."""
 
     # Latest observation of the topic; None until the first one.
     watermark: Observation | None = None

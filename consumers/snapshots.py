@@ -51,7 +51,7 @@ _encoder: Final = msgspec.json.Encoder()
 
 
 class NotEligible(Exception):
-    """A count the latest snapshot cannot answer, with a machine-readable reason."""
+    """A count the latest snapshot cannot serve, with a machine-readable reason."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -200,7 +200,7 @@ class SnapshotStore:
     # -- reading ----------------------------------------------------------
 
     def count(self, namespace: str, predicate: Filter) -> SnapshotHit:
-        """Answer a count from the latest snapshot, or raise NotEligible."""
+        """Count from the latest snapshot, or raise NotEligible."""
         leaf = single_leaf(predicate)
         loaded = self.latest(namespace)
         if loaded is None:

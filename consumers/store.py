@@ -1,6 +1,6 @@
 """The RocksDB cache: its key layout, reads, and atomic write batches.
 
-One database holds every namespace. Keys start with one byte naming their
+One database contains every namespace. Keys start with one byte naming their
 kind, then the namespace, a NUL byte and the rest:
 
     D ns NUL id           document entry: the versions still needed (msgpack)
@@ -108,8 +108,8 @@ def encode_u64(value: int) -> bytes:
 class CacheView:
     """A consistent read of one namespace: its cut and its documents.
 
-    Holds one RocksDB iterator; every read through it sees the database as it
-    was when the view was opened.
+    It keeps one RocksDB iterator, and every read through it returns the
+    database as it was when the view was opened.
     """
 
     def __init__(self, db: Rdict, namespace: str) -> None:

@@ -24,7 +24,7 @@ JobStatus = Literal["running", "completed", "failed", "cancelled"]
 
 
 class ConsistencyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Consistency a scan asks for: eventual (the default) or strong."""
+    """Consistency level of a scan: eventual (the default) or strong."""
 
     level: Literal["eventual", "strong"] = "eventual"
 
@@ -55,7 +55,7 @@ class CountResponse(msgspec.Struct, kw_only=True):
     elapsed_ms: int
     snapshot_sha: str | UnsetType = UNSET
     watermark_ms: int | None | UnsetType = UNSET
-    # Cut of a cache answer: cache_warmed_through in epoch ms, or null.
+    # Cut of a cache response: cache_warmed_through in epoch ms, or null.
     stable_as_of: int | None | UnsetType = UNSET
     bounded: bool | UnsetType = UNSET
     timed_out: bool | UnsetType = UNSET
@@ -64,7 +64,7 @@ class CountResponse(msgspec.Struct, kw_only=True):
 
 
 class JobError(msgspec.Struct, kw_only=True):
-    """Why a scan job failed."""
+    """Reason a scan job failed."""
 
     error: str
     message: str

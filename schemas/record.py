@@ -108,7 +108,7 @@ def record_json_schema() -> dict[str, Any]:
 
 
 def main() -> None:
-    """Print the record's JSON Schema (schemas/log-record.schema.json holds a copy)."""
+    """Print the record's JSON Schema (schemas/log-record.schema.json is a copy)."""
     print(json.dumps(record_json_schema(), indent=2))
 
 

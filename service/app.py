@@ -25,7 +25,7 @@ extra_routes = web.RouteTableDef()
 
 @extra_routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    """Report whether the applier and the watcher run and the broker answers."""
+    """Report whether the applier and the watcher run and the broker is reachable."""
     runtime = request.app[RUNTIME]
     reachable = runtime.watcher.last_observation_ok
     running = runtime.applier_running and runtime.watcher_running

@@ -1,8 +1,8 @@
 """ID scan jobs: created by POST, run in the background, held in memory.
 
 Jobs live only in this process, as the API reference specifies. A finished job
-expires `job_ttl_s` after it finished; a namespace holds at most
-`max_jobs_per_namespace` jobs, and creating one more first drops the oldest
+expires `job_ttl_s` after it finished. A namespace keeps at most
+`max_jobs_per_namespace` jobs: creating one more first drops the oldest
 finished job, or fails with 429 when every job is still running.
 """
 

@@ -129,8 +129,8 @@ class OriginScan:
         """Scan until done or until `timeout_s` passes; see the module docstring.
 
         A deadline that passes before any reader connects means an unreachable
-        broker, unless `broker_reachable` says the broker answered just before;
-        then every partition is reported saturated.
+        broker. When `broker_reachable` is set because the broker responded
+        just before, every partition is reported saturated instead.
         """
         workers = [asyncio.create_task(self._worker()) for _ in range(self._threads)]
         timed_out = False
